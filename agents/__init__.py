@@ -1,0 +1,1 @@
+"""The built-in learners, found by name through `vsml_bench.registry`."""

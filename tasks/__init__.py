@@ -1,0 +1,1 @@
+"""The built-in tasks: datasets, their episode transformations and named suites."""
