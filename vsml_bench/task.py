@@ -212,6 +212,17 @@ def projection_matrix(key: jax.Array, size: int) -> jax.Array:
     return jax.random.uniform(key, (size, size), jnp.float32, -bound, bound)
 
 
+def _choose_classes(key: jax.Array, data: Dataset, k: int) -> jax.Array:
+    """k distinct classes among those the split has examples of, ascending.
+
+    A split may lack some of the dataset's classes (Omniglot's evaluation alphabets
+    hold 659 of its 964 training characters' label range), so empty ones are skipped.
+    """
+    scores = jax.random.uniform(key, data.class_count.shape)
+    scores = jnp.where(data.class_count > 0, scores, -1.0)
+    return jnp.sort(jnp.argsort(-scores)[:k])
+
+
 def _draw_iid(task: Task, key: jax.Array, data: Dataset):
     k_classes, k_labels, k_examples = jax.random.split(key, 3)
     total = data.class_count.shape[0]
@@ -219,7 +230,7 @@ def _draw_iid(task: Task, key: jax.Array, data: Dataset):
     if task.num_classes is None:
         chosen = jnp.arange(total)
     else:
-        chosen = jnp.sort(jax.random.permutation(k_classes, total)[:k])
+        chosen = _choose_classes(k_classes, data, k)
     labels = jax.random.randint(k_labels, (task.episode_length,), 0, k)
     original = chosen[labels]
     u = jax.random.uniform(k_examples, (task.episode_length,))
@@ -229,9 +240,8 @@ def _draw_iid(task: Task, key: jax.Array, data: Dataset):
 
 def _draw_few_shot(task: Task, key: jax.Array, data: Dataset):
     k_classes, k_order, k_examples, k_queries = jax.random.split(key, 4)
-    total = data.class_count.shape[0]
     ways, shots, queries = task.ways, task.shots, task.queries
-    chosen = jnp.sort(jax.random.permutation(k_classes, total)[:ways])
+    chosen = _choose_classes(k_classes, data, ways)
 
     width = data.class_index.shape[1]
 
