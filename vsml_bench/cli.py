@@ -131,6 +131,110 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+class _Progress:
+    """A rich progress bar fed by the trainer's per-generation callback."""
+
+    def __init__(self, total: int, start: int, console: Console, enabled: bool):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]meta-train"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} gen"),
+            TextColumn("{task.fields[rate]} gen/s"),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("test acc {task.fields[acc]}"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not enabled,
+        )
+        self.task = self.progress.add_task(
+            "train", total=total, completed=start, rate="-", loss="-", acc="-"
+        )
+        self.started = None
+        self.first = start
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def __call__(self, metrics: dict) -> None:
+        import time
+
+        now = time.perf_counter()
+        if self.started is None:
+            self.started = (now, metrics["generation"])
+        done = metrics["generation"] - self.started[1]
+        rate = done / (now - self.started[0]) if done else 0.0
+        fields = {"rate": f"{rate:.2f}", "loss": f"{metrics['meta_loss']:.4f}"}
+        if "test/accuracy" in metrics:
+            fields["acc"] = f"{metrics['test/accuracy']:.3f}"
+        self.progress.update(self.task, completed=metrics["generation"], **fields)
+
+
+def cmd_train(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
+    from vsml_bench.config import load_config
+    from vsml_bench.training.run import train
+
+    if args.resume:
+        if args.config or args.agent or args.suite:
+            raise UserError(
+                "--resume continues a run with its saved config; give only key=value "
+                "overrides (e.g. generations=200) with it"
+            )
+        out = Path(args.resume)
+        config = None
+    else:
+        overrides = list(args.overrides)
+        if args.agent:
+            overrides.insert(0, f"agent={args.agent}")
+        if args.suite:
+            overrides.insert(0, f"suite={args.suite}")
+        config = load_config(args.config, overrides)
+        out = Path(args.out) if args.out else _new_run_dir(config.agent, config.suite)
+    total = config.generations if config else _saved_generations(out, args.overrides)
+    with _Progress(
+        total, 0, console, enabled=config is None or config.log.progress
+    ) as bar:
+        result = train(
+            config,
+            out,
+            resume=bool(args.resume),
+            callback=bar,
+            overrides=args.overrides if args.resume else (),
+        )
+    console.print(f"meta-parameters and checkpoints in {result.out}")
+    return 0
+
+
+def _saved_generations(out, overrides) -> int:
+    from vsml_bench.config import load_config
+
+    saved = out / "config.yaml"
+    if not saved.is_file():
+        raise UserError(f"--resume {out}: no config.yaml there; is it a run folder?")
+    return load_config([saved], list(overrides)).generations
+
+
+def _new_run_dir(agent: str, suite: str):
+    import time
+    from pathlib import Path
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    safe_agent = agent.replace(":", "_").replace("/", "_").replace(".", "_")
+    base = Path("runs") / f"{stamp}-{safe_agent}-{suite}"
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vsml-bench",
@@ -160,6 +264,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("train", help="meta-train a learner on a suite")
+    p.add_argument("--agent", help="learner name or module:attribute")
+    p.add_argument("--suite", help="suite name (see `vsml-bench tasks`)")
+    p.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="YAML config file (repeatable; later files win)",
+    )
+    p.add_argument("--out", help="run folder (default: a new folder under runs/)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. es.population=128",
+    )
+    p.set_defaults(func=cmd_train)
     return parser
 
 

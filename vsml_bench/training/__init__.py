@@ -1,0 +1,1 @@
+"""Meta-training: evolution strategies, gradients, backprop cloning, checkpoints."""
