@@ -73,6 +73,7 @@ class TrainConfig:
     generations: int = 100
     meta_loss: str = "auto"
     episode_length: int | None = None
+    init_from: str | None = None
     checkpoint_every: int = 10
     es: ESConfig = field(default_factory=ESConfig)
     gradient: GradientConfig = field(default_factory=GradientConfig)

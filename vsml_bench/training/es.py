@@ -222,10 +222,10 @@ class ESTrainer:
         ids = np.arange(self.population_size) % self.num_episodes
         self.episode_ids = jnp.asarray(ids[self.lo : self.hi])
 
-    def init(self, key: jax.Array) -> Any:
-        """The strategy state, centred on the learner's initial meta-parameters."""
+    def init(self, key: jax.Array, meta_params: Any = None) -> Any:
+        """The strategy state centred on `meta_params` (default: the learner's init)."""
         k_init, k_strategy = jax.random.split(key)
-        mean = self.learner.init(k_init)
+        mean = self.learner.init(k_init) if meta_params is None else meta_params
         return self.strategy.init(k_strategy, mean, self.params)
 
     def mean(self, state: Any) -> Any:

@@ -42,6 +42,7 @@ from vsml_bench.training.checkpoint import (
 )
 from vsml_bench.training.distributed import communicator
 from vsml_bench.training.es import ESTrainer
+from vsml_bench.training.gradient import GradientTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def train(
     callback: Callable[[dict[str, Any]], None] | None = None,
     overrides: list[str] = (),
 ) -> TrainResult:
-    """Meta-train with evolution strategies; see the module docstring.
+    """Meta-train (ES or gradient, by `config.method`); see the module docstring.
 
     Args:
         config: the run's config (None with `resume`: read it from the folder).
@@ -172,11 +173,6 @@ def train(
         config = load_config([saved], list(overrides))
     elif config is None:
         raise UserError("train needs a config")
-    if config.method != "es":
-        from vsml_bench.training.gradient import train_gradient
-
-        return train_gradient(config, out, resume=resume, callback=callback)
-
     suite, train_tasks, test_tasks = suite_tasks(config)
     learner = build_learner(config, train_tasks[0].spec)
     if learner.num_meta_params() == 0:
@@ -184,10 +180,16 @@ def train(
             f"learner {config.agent!r} has no meta-parameters: there is nothing to "
             "meta-train (meta-test it with `vsml-bench eval`)"
         )
-    trainer = ESTrainer(config, learner, train_tasks, comm)
+    trainer_class = GradientTrainer if config.method == "gradient" else ESTrainer
+    trainer = trainer_class(config, learner, train_tasks, comm)
 
     run_key = jax.random.PRNGKey(config.seed)
-    state = trainer.init(jax.random.fold_in(run_key, 0x1A17))
+    initial = None
+    if config.init_from:
+        from vsml_bench.harness import load_meta_params
+
+        initial, _ = load_meta_params(config.init_from, learner)
+    state = trainer.init(jax.random.fold_in(run_key, 0x1A17), initial)
     start = 0
     if resume and (path := latest_checkpoint(out)) is not None:
         tree, meta = load_checkpoint(path, {"state": state, "key": run_key})
@@ -228,7 +230,8 @@ def train(
     for generation in range(start, config.generations):
         key = jax.random.fold_in(run_key, generation)
         new_state, metrics, times = trainer.generation(state, key)
-        if not bool(jnp.all(jnp.isfinite(new_state.mean))):
+        finite = jax.tree.map(lambda a: jnp.all(jnp.isfinite(a)), new_state.mean)
+        if not all(bool(f) for f in jax.tree.leaves(finite)):
             raise DivergedError(
                 f"the search mean became non-finite at generation {generation + 1}; "
                 f"the last good checkpoint is kept in {out / 'checkpoints'}"
