@@ -135,3 +135,21 @@ def test_a_damaged_checkpoint_is_a_clear_error(tmp_path):
     path.write_bytes(path.read_bytes()[:20])
     with pytest.raises(UserError, match="cannot be read"):
         load_checkpoint(path, {"w": np.zeros(3, np.float32)})
+
+
+def test_members_sharded_over_several_devices_give_the_same_result(tmp_path):
+    args = [*SMALL, "generations=3"]
+    single = _train(tmp_path / "one", *args)
+    assert single.returncode == 0, single.stderr
+    env = _env()
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    sharded = subprocess.run(
+        [str(BIN / "vsml-bench"), "train", "--out", str(tmp_path / "two"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert sharded.returncode == 0, sharded.stderr
+    for name, value in _final(tmp_path / "one").items():
+        np.testing.assert_allclose(_final(tmp_path / "two")[name], value, rtol=1e-5)

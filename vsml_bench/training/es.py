@@ -163,6 +163,21 @@ def population_fitness(
     return jax.vmap(member)(population, episode_ids)
 
 
+def shard_members(tree: Any) -> Any:
+    """Spread the leading (member) axis over this process's devices, where several.
+
+    With one device, or a member count the devices do not divide, the tree is returned
+    as it is; otherwise `jit` then partitions the population's evaluation over them.
+    """
+    devices = jax.local_devices()
+    count = jax.tree.leaves(tree)[0].shape[0]
+    if len(devices) < 2 or count % len(devices):
+        return tree
+    mesh = jax.sharding.Mesh(np.array(devices), ("members",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("members"))
+    return jax.device_put(tree, sharding)
+
+
 def sanitise_fitness(fitness: np.ndarray) -> tuple[np.ndarray, int]:
     """Replace non-finite fitness by the worst finite value; count them."""
     fitness = np.asarray(fitness, np.float32)
@@ -253,6 +268,7 @@ class ESTrainer:
 
         start = time.perf_counter()
         share = jax.tree.map(lambda a: a[self.lo : self.hi], population)
+        share = shard_members(share)
         fitness = population_fitness(
             self.learner, self.steps, share, episodes, keys, self.episode_ids
         )
