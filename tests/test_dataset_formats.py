@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 import scipy.io
 from PIL import Image
-from vsml_bench.tasks import cifar10, emnist, kmnist, omniglot, svhn
 
 from vsml_bench.datasets import dataset_info
 from vsml_bench.datasets.checks import DataFileError
 from vsml_bench.datasets.download import RemoteFile
 from vsml_bench.errors import UserError
+from vsml_bench.tasks import cifar10, emnist, kmnist, omniglot, svhn
 
 
 def serve(tmp_path, files: dict[str, bytes]) -> list[RemoteFile]:

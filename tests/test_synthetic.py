@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from vsml_bench.tasks import synthetic
 
 from vsml_bench.datasets import dataset_info, load_dataset
 from vsml_bench.errors import UserError
+from vsml_bench.tasks import synthetic
 
 
 def test_random_has_exactly_20_distinct_gaussian_images_with_10_classes():

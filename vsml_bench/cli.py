@@ -1,8 +1,9 @@
 """The `vsml-bench` command line.
 
 Subcommands: `tasks` (every task and suite), `agents` (every learner), `bench` (learner
-throughput against a matrix-multiply calibration). Bad input ends with a one-line
-message on stderr and exit status 2, never a traceback.
+throughput against a matrix-multiply calibration), `leaderboard` (the pages built from
+result files). Bad input ends with a one-line message on stderr and exit status 2,
+never a traceback.
 """
 
 from __future__ import annotations
@@ -212,6 +213,24 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
+    from vsml_bench.leaderboard import build_leaderboard, check_leaderboard
+
+    folder = Path(args.folder)
+    if args.check:
+        differences = check_leaderboard(folder)
+        for line in differences:
+            console.print(f"{folder}: {line}", markup=False, highlight=False)
+        if differences:
+            console.print("run `vsml-bench leaderboard` to rebuild the pages")
+        return 1 if differences else 0
+    written = build_leaderboard(folder)
+    console.print(f"leaderboard written to {folder} ({len(written)} files)")
+    return 0
+
+
 def _saved_generations(out, overrides) -> int:
     from vsml_bench.config import load_config
 
@@ -233,6 +252,211 @@ def _new_run_dir(agent: str, suite: str):
         n += 1
         out = base.with_name(f"{base.name}-{n}")
     return out
+
+
+def _results_table(result: dict, console: Console) -> None:
+    learner = result["learner"]["name"]
+    table = Table(
+        title=f"{learner} on {result['track']} ({result['protocol']['episodes']}"
+        f" episodes of {result['protocol']['steps']} steps)"
+    )
+    for column in ("task", "online acc", "last 10% acc", "cross-entropy", "vs adam"):
+        table.add_column(column)
+    for entry in result["tasks"]:
+        m = entry["metrics"]
+        vs = m["vs_adam"]
+        table.add_row(
+            entry["task"],
+            f"{m['accuracy']:.3f} ± {m['accuracy_ci95']:.3f}",
+            f"{m['accuracy_last']:.3f} ± {m['accuracy_last_ci95']:.3f}",
+            f"{m['cross_entropy']:.3f} ± {m['cross_entropy_ci95']:.3f}",
+            "-" if vs is None else f"{vs['accuracy']:+.3f} ± {vs['accuracy_ci95']:.3f}",
+        )
+    console.print(table)
+
+
+def _meta_test_tasks(args: argparse.Namespace, suite) -> list:
+    from vsml_bench.harness import sized_task, with_length
+
+    tasks = [sized_task(args.task, suite)] if args.task else list(suite.meta_test)
+    return with_length(tasks, args.steps)
+
+
+def cmd_eval(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
+    from vsml_bench.harness import (
+        Training,
+        checkpoint_learner,
+        load_meta_params,
+        report,
+    )
+    from vsml_bench.tasks.suites import get_suite
+
+    options = _parse_options(args.option)
+    agent = args.agent
+    if args.checkpoint and agent is None:
+        agent, saved = checkpoint_learner(args.checkpoint)
+        options = {**saved, **options}
+    if agent is None:
+        raise UserError("give --agent NAME, or --checkpoint PATH of a trained learner")
+    suite = get_suite(args.suite)
+    tasks = _meta_test_tasks(args, suite)
+
+    from vsml_bench.registry import make_learner
+
+    learner = make_learner(agent, tasks[0].spec, **options)
+    meta_params, training = None, Training()
+    if args.checkpoint:
+        meta_params, metadata = load_meta_params(args.checkpoint, learner)
+        training.from_checkpoint = str(args.checkpoint)
+        training.method = metadata.get("method", "none")
+        run_config = Path(args.checkpoint)
+        run_config = run_config if run_config.is_dir() else run_config.parent
+        training = _training_from_run(run_config, training)
+    elif learner.num_meta_params() > 0:
+        console.print(
+            f"note: {agent} has meta-parameters but no --checkpoint was given: "
+            "testing its untrained initialisation",
+            highlight=False,
+        )
+    out = Path(args.out) if args.out else _new_run_dir(agent, f"eval-{suite.name}")
+    result, _ = report(
+        agent,
+        options,
+        meta_params,
+        suite,
+        tasks,
+        args.episodes,
+        args.seed,
+        out,
+        training,
+    )
+    _results_table(result, console)
+    console.print(f"results in {out}", highlight=False)
+    return 0
+
+
+def _training_from_run(folder, training):
+    """Fill the meta-training record from a run folder's config and metrics."""
+    import json
+
+    from vsml_bench.config import load_config, to_dict
+
+    config_path, metrics_path = folder / "config.yaml", folder / "metrics.jsonl"
+    if config_path.is_file():
+        config = load_config([config_path])
+        training.config = to_dict(config)
+        training.method = config.method
+    if metrics_path.is_file():
+        lines = metrics_path.read_text().splitlines()
+        if lines:
+            last = json.loads(lines[-1])
+            training.episodes = int(last.get("episodes", 0))
+            training.steps = int(last.get("steps", 0))
+            training.wall_time_s = float(last.get("seconds", 0.0))
+    return training
+
+
+def _user_sets(files: list[str], overrides: list[str], key: str) -> bool:
+    """Whether the user's config files or overrides set `key` themselves."""
+    from omegaconf import OmegaConf
+
+    merged = OmegaConf.create()
+    for path in files:
+        merged = OmegaConf.merge(merged, OmegaConf.load(path))
+    merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+    return OmegaConf.select(merged, key, default=None) is not None
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
+    from vsml_bench.config import load_config, to_dict
+    from vsml_bench.harness import Training, pretrained_path, report
+    from vsml_bench.registry import make_learner
+    from vsml_bench.tasks.suites import get_suite
+    from vsml_bench.training.run import train
+
+    overrides = list(args.overrides)
+    if args.agent:
+        overrides.insert(0, f"agent={args.agent}")
+    if args.suite:
+        overrides.insert(0, f"suite={args.suite}")
+    config = load_config(args.config, overrides)
+    suite = get_suite(config.suite)
+    tasks = _meta_test_tasks(args, suite)
+    learner = make_learner(
+        config.agent, suite.meta_train[0].spec, **config.agent_options
+    )
+    out = Path(args.out) if args.out else _new_run_dir(config.agent, suite.name)
+
+    shipped = pretrained_path() if config.agent == "vsml" else None
+    use_shipped = (
+        shipped is not None
+        and not args.from_scratch
+        and not _user_sets(args.config, overrides, "init_from")
+        and not _user_sets(args.config, overrides, "agent_options")
+    )
+    if use_shipped:
+        config.init_from = str(shipped)
+        if not _user_sets(args.config, overrides, "generations"):
+            config.generations = 0
+
+    meta_params, training = None, Training()
+    if learner.num_meta_params() == 0:
+        console.print(f"{config.agent} has no meta-parameters: meta-testing only")
+    elif config.generations == 0 and config.init_from:
+        from vsml_bench.harness import load_meta_params
+
+        meta_params, _ = load_meta_params(config.init_from, learner)
+        training.from_checkpoint = config.init_from
+        training.method = "cloning" if use_shipped else "none"
+        console.print(
+            f"meta-parameters from {config.init_from} (no further meta-training)",
+            highlight=False,
+        )
+    else:
+        with _Progress(config.generations, 0, console, config.log.progress) as bar:
+            trained = train(config, out / "meta-train", callback=bar)
+        meta_params = trained.meta_params
+        training = _training_from_run(out / "meta-train", Training())
+        training.config = to_dict(config)
+        training.from_checkpoint = config.init_from
+
+    console.print(
+        f"meta-testing on {', '.join(t.dataset for t in tasks)} with online "
+        "adam on identical streams",
+        highlight=False,
+    )
+    result, _ = report(
+        config.agent,
+        dict(config.agent_options),
+        meta_params,
+        suite,
+        tasks,
+        config.eval.episodes,
+        config.eval.seed,
+        out,
+        training,
+    )
+    if meta_params is not None:
+        from vsml_bench.training.checkpoint import save_checkpoint
+
+        save_checkpoint(
+            out / "meta_params.safetensors",
+            meta_params,
+            {
+                "agent": config.agent,
+                "agent_options": dict(config.agent_options),
+                "suite": suite.name,
+            },
+        )
+    _results_table(result, console)
+    console.print(
+        f"results.json, curves.png and meta-parameters in {out}", highlight=False
+    )
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,6 +489,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser(
+        "run", help="meta-train (where needed), meta-test, print and save results"
+    )
+    p.add_argument("--agent", help="learner name or module:attribute (default vsml)")
+    p.add_argument("--task", help="meta-test task (default: the suite's meta-test)")
+    p.add_argument(
+        "--suite", help="suite to meta-train on (default randproj-mnist-cpu)"
+    )
+    p.add_argument("--config", action="append", default=[], metavar="FILE")
+    p.add_argument("--steps", type=int, help="meta-test episode length")
+    p.add_argument("--out", help="run folder (default: a new folder under runs/)")
+    p.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="do not start VSML from the shipped pretrained learner",
+    )
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("eval", help="meta-test a learner on a task or a suite")
+    p.add_argument("--agent", help="learner name or module:attribute")
+    p.add_argument("--checkpoint", help="run folder or meta_params.safetensors")
+    p.add_argument("--task", help="one task (default: the suite's meta-test tasks)")
+    p.add_argument(
+        "--suite",
+        default="randproj-mnist-cpu",
+        help="suite that sizes the tasks and names the track",
+    )
+    p.add_argument("--episodes", type=int, default=8)
+    p.add_argument("--steps", type=int, help="episode length (default: the suite's)")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", help="folder for results.json and curves.png")
+    p.set_defaults(func=cmd_eval)
+
     p = sub.add_parser("train", help="meta-train a learner on a suite")
     p.add_argument("--agent", help="learner name or module:attribute")
     p.add_argument("--suite", help="suite name (see `vsml-bench tasks`)")
@@ -284,6 +543,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="config overrides, e.g. es.population=128",
     )
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("leaderboard", help="build the leaderboard pages from results")
+    p.add_argument("folder", nargs="?", default="leaderboard", help="its folder")
+    p.add_argument(
+        "--check", action="store_true", help="only list pages that are out of date"
+    )
+    p.set_defaults(func=cmd_leaderboard)
     return parser
 
 

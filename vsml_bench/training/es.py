@@ -234,6 +234,7 @@ class ESTrainer:
             self.num_episodes = self.population_size // 2
         else:
             self.num_episodes = self.population_size
+        self.episodes_per_generation = self.population_size
         ids = np.arange(self.population_size) % self.num_episodes
         self.episode_ids = jnp.asarray(ids[self.lo : self.hi])
 

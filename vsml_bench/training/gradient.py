@@ -62,6 +62,7 @@ class GradientTrainer:
         self.datas = tuple(task.load() for task in self.tasks)
         self.steps = loss_steps(self.tasks, config.meta_loss)
         self.num_episodes = config.gradient.batch_size
+        self.episodes_per_generation = self.num_episodes
         self.lo, self.hi = comm.share(self.num_episodes)
         self.optimizer = optax.chain(
             optax.clip_by_global_norm(config.gradient.clip_norm),

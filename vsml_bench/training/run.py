@@ -115,11 +115,15 @@ def _evaluate(config: TrainConfig, meta_params, test_tasks) -> dict[str, float]:
     return results
 
 
-def _trim_metrics(path: Path, generation: int) -> None:
-    """Drop the lines of generations after `generation` (they are redone on resume)."""
+def _trim_metrics(path: Path, generation: int) -> float:
+    """Drop the lines of generations after `generation` (they are redone on resume).
+
+    Returns:
+        The wall time the run had spent up to `generation` (0 for a new run).
+    """
     if not path.exists():
-        return
-    kept = []
+        return 0.0
+    kept, seconds = [], 0.0
     for line in path.read_text().splitlines():
         try:
             record = json.loads(line)
@@ -127,7 +131,9 @@ def _trim_metrics(path: Path, generation: int) -> None:
             continue
         if record.get("generation", 0) <= generation:
             kept.append(line)
+            seconds = float(record.get("seconds", seconds))
     atomic_write_text(path, "".join(line + "\n" for line in kept))
+    return seconds
 
 
 def _open_wandb(config: TrainConfig, out: Path, resume: bool):
@@ -152,7 +158,7 @@ def train(
     callback: Callable[[dict[str, Any]], None] | None = None,
     overrides: list[str] = (),
 ) -> TrainResult:
-    """Meta-train (ES or gradient, by `config.method`); see the module docstring.
+    """Meta-train (ES or gradient, by `config.method`); see the module doc.
 
     Args:
         config: the run's config (None with `resume`: read it from the folder).
@@ -180,7 +186,10 @@ def train(
             f"learner {config.agent!r} has no meta-parameters: there is nothing to "
             "meta-train (meta-test it with `vsml-bench eval`)"
         )
-    trainer_class = GradientTrainer if config.method == "gradient" else ESTrainer
+    trainer_class = {
+        "es": ESTrainer,
+        "gradient": GradientTrainer,
+    }[config.method]
     trainer = trainer_class(config, learner, train_tasks, comm)
 
     run_key = jax.random.PRNGKey(config.seed)
@@ -209,7 +218,8 @@ def train(
                     "--resume to continue it or choose another --out"
                 )
         atomic_write_text(out / "config.yaml", to_yaml(config))
-        _trim_metrics(metrics_path, start)
+        spent = _trim_metrics(metrics_path, start)
+    spent = comm.broadcast(spent if comm.is_root else None)
     run_logger = _open_wandb(config, out, resume) if comm.is_root else None
 
     def save(generation: int) -> None:
@@ -240,9 +250,12 @@ def train(
         done = generation + 1
         metrics.update(
             generation=done,
-            seconds=time.perf_counter() - started,
+            seconds=spent + time.perf_counter() - started,
             overhead=times.overhead,
-            episodes=done * trainer.num_episodes,
+            episodes=done * trainer.episodes_per_generation,
+            steps=done
+            * trainer.episodes_per_generation
+            * train_tasks[0].episode_length,
         )
         if done % config.eval.every == 0 or done == config.generations:
             metrics.update(_evaluate(config, trainer.mean(state), test_tasks))
@@ -265,6 +278,7 @@ def train(
                 "agent": config.agent,
                 "agent_options": dict(config.agent_options),
                 "suite": config.suite,
+                "method": config.method,
                 "generation": config.generations,
                 "version": __version__,
             },
