@@ -7,7 +7,7 @@ walks through it. Both are pure and work under `jit`, `vmap` and `lax.scan`. The
 observation at step t is `{"x": x_t, "prev_label": onehot(y_{t-1})}` (zeros at t = 0);
 y_t is revealed only in the reward and `info` of the step that answers x_t. Episodes
 truncate after T steps; resetting is the caller's business (the vector environment of
-`vsml_bench.gym` does it automatically).
+`vsml_bench.gym_env` does it automatically).
 """
 
 from __future__ import annotations

@@ -225,14 +225,20 @@ def _choose_classes(key: jax.Array, data: Dataset, k: int) -> jax.Array:
 
 def _draw_iid(task: Task, key: jax.Array, data: Dataset):
     k_classes, k_labels, k_examples = jax.random.split(key, 3)
-    total = data.class_count.shape[0]
-    k = task.episode_classes
     if task.num_classes is None:
-        chosen = jnp.arange(total)
+        # The dataset's own labels, drawn among the classes the split has examples of.
+        present = data.class_count > 0
+        classes = jnp.argsort(~present, stable=True)
+        position = jax.random.randint(
+            k_labels, (task.episode_length,), 0, jnp.sum(present)
+        )
+        labels = original = classes[position]
     else:
-        chosen = _choose_classes(k_classes, data, k)
-    labels = jax.random.randint(k_labels, (task.episode_length,), 0, k)
-    original = chosen[labels]
+        chosen = _choose_classes(k_classes, data, task.num_classes)
+        labels = jax.random.randint(
+            k_labels, (task.episode_length,), 0, task.num_classes
+        )
+        original = chosen[labels]
     u = jax.random.uniform(k_examples, (task.episode_length,))
     column = jnp.floor(u * data.class_count[original]).astype(jnp.int32)
     return labels, data.class_index[original, column]

@@ -79,7 +79,12 @@ _REGISTRY: dict[str, DatasetInfo] = {}
 
 
 def register_dataset(info: DatasetInfo) -> DatasetInfo:
-    """Add a dataset to the registry (a later registration of a name replaces it)."""
+    """Add a dataset to the registry (a later registration of a name replaces it).
+
+    Loaded splits are cached per registration, so a replacement (e.g. a test's small
+    stand-in) serves its own arrays, and registering the original again serves the
+    original's without reloading them.
+    """
     _REGISTRY[info.name] = info
     return info
 
@@ -106,8 +111,8 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 @functools.cache
-def _raw_split(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    info = dataset_info(name)
+def _raw_split(info: DatasetInfo, split: str) -> tuple[np.ndarray, np.ndarray]:
+    name = info.name
     if split not in info.splits:
         raise UserError(
             f"dataset {name!r} has no split {split!r}; its splits: "
@@ -127,14 +132,23 @@ def _raw_split(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels.astype(np.int32)
 
 
-@functools.cache
 def pixel_stats(name: str) -> tuple[float, float]:
     """Mean and std of all pixel values of the training split (after /255 for uint8)."""
-    images, _ = _raw_split(name, dataset_info(name).splits[0])
+    return _pixel_stats(dataset_info(name))
+
+
+@functools.cache
+def _pixel_stats(info: DatasetInfo) -> tuple[float, float]:
+    images, _ = _raw_split(info, info.splits[0])
     scale = 255.0 if images.dtype == np.uint8 else 1.0
     flat = images.reshape(-1)
-    total = flat.sum(dtype=np.float64)
-    total_sq = np.dot(flat.astype(np.float64), flat.astype(np.float64))
+    # In float64 chunks: a float64 copy of a whole split would take gigabytes (SVHN).
+    total = total_sq = 0.0
+    chunk_size = 1 << 22
+    for start in range(0, flat.size, chunk_size):
+        chunk = flat[start : start + chunk_size].astype(np.float64)
+        total += chunk.sum()
+        total_sq += chunk @ chunk
     mean = total / flat.size
     std = np.sqrt(max(total_sq / flat.size - mean**2, 0.0))
     return float(mean / scale), float(std / scale)
@@ -153,17 +167,21 @@ def _class_table(labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.n
     return table, counts
 
 
-@functools.cache
 def load_dataset(name: str, split: str) -> Dataset:
     """One split of a dataset as device arrays, loaded once per process."""
-    info = dataset_info(name)
-    images, labels = _raw_split(name, split)
+    return _load_split(dataset_info(name), split)
+
+
+@functools.cache
+def _load_split(info: DatasetInfo, split: str) -> Dataset:
+    name = info.name
+    images, labels = _raw_split(info, split)
     if labels.size and (labels.min() < 0 or labels.max() >= info.num_classes):
         raise UserError(
             f"dataset {name!r} split {split!r}: labels outside "
             f"0..{info.num_classes - 1}"
         )
-    mean, std = pixel_stats(name)
+    mean, std = _pixel_stats(info)
     table, counts = _class_table(labels, info.num_classes)
     if images.dtype == np.uint8:
         mean, std = mean * 255.0, std * 255.0
