@@ -153,3 +153,35 @@ def test_members_sharded_over_several_devices_give_the_same_result(tmp_path):
     assert sharded.returncode == 0, sharded.stderr
     for name, value in _final(tmp_path / "one").items():
         np.testing.assert_allclose(_final(tmp_path / "two")[name], value, rtol=1e-5)
+
+
+def test_a_non_finite_mean_stops_the_run_and_keeps_the_last_checkpoint(
+    tmp_path, monkeypatch
+):
+    from vsml_bench.config import load_config
+    from vsml_bench.training import es
+    from vsml_bench.training.run import DivergedError, train
+
+    sys.path.insert(0, str(TESTS))
+    config = load_config(overrides=[*SMALL, "generations=6", "checkpoint_every=2"])
+    original = es.ESTrainer.generation
+
+    def diverging(self, state, key):
+        state, metrics, times = original(self, state, key)
+        if int(state.generation_counter) == 3:
+            state = state.replace(mean=state.mean * np.nan)
+        return state, metrics, times
+
+    monkeypatch.setattr(es.ESTrainer, "generation", diverging)
+    with pytest.raises(DivergedError, match="non-finite at generation 3"):
+        train(config, tmp_path / "run")
+    checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert checkpoints == ["000002.safetensors"]
+    assert not (tmp_path / "run" / "meta_params.safetensors").exists()
+
+
+def test_wandb_logs_offline_next_to_the_metrics_file(tmp_path):
+    result = _train(tmp_path / "run", *SMALL, "generations=2", "log.wandb=true")
+    assert result.returncode == 0, result.stderr
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
