@@ -109,15 +109,26 @@ def cmd_agents(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, console: Console) -> int:
-    from vsml_bench.bench import run_benchmark
+    if args.what == "episodes":
+        from vsml_bench.bench_pipeline import bench_episodes
 
-    result = run_benchmark(
-        args.agent,
-        _parse_shape(args.shape),
-        steps=args.steps,
-        population=args.population,
-        options=_parse_options(args.option),
-    )
+        result = bench_episodes(steps=min(args.steps, 500) if args.steps else 500)
+    elif args.what == "generation":
+        from vsml_bench.bench_pipeline import bench_generation
+
+        population = args.population or 64
+        overrides = [f"agent={args.agent}", f"es.population={population}"]
+        result = bench_generation(overrides + list(args.option))
+    else:
+        from vsml_bench.bench import run_benchmark
+
+        result = run_benchmark(
+            args.agent,
+            _parse_shape(args.shape),
+            steps=args.steps,
+            population=args.population or 1,
+            options=_parse_options(args.option),
+        )
     if args.json:
         print(json.dumps(result))
     else:
@@ -478,7 +489,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent", default="vsml")
     p.add_argument("--shape", default="784x10", help="inputs[xhidden...]xclasses")
     p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--population", type=int, default=1)
+    p.add_argument(
+        "--population",
+        type=int,
+        help="episodes run together (default 1; 64 for --what generation)",
+    )
     p.add_argument(
         "--option",
         action="append",
@@ -487,6 +502,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a learner option (repeatable)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--what",
+        choices=("learner", "episodes", "generation"),
+        default="learner",
+        help="learner throughput (default); episode drawing against one VSML "
+        "episode; or the parts of an ES generation (--option takes config "
+        "overrides then)",
+    )
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
