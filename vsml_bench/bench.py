@@ -22,6 +22,7 @@ import numpy as np
 
 from vsml_bench.errors import UserError
 from vsml_bench.learner import Learner, TaskSpec, rollout
+from vsml_bench.population import default_together, map_members
 from vsml_bench.registry import learner_class, make_learner
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def run_benchmark(
     seed: int = 0,
     repeats: int = 3,
     matmul_size: int = 2048,
+    together: int = 0,
 ) -> dict[str, Any]:
     """Time `steps` online steps of learner `agent` on random data.
 
@@ -105,8 +107,10 @@ def run_benchmark(
             become the `hidden` option of learners that have one; others use only the
             first and last entry.
         steps: episode length T.
-        population: number of episodes run together; above 1, every member gets its
-            own perturbed copy of theta and its own episode, all under one `vmap`.
+        population: number of episodes; above 1, every member gets its own
+            perturbed copy of theta and its own episode, run in one jitted call.
+        together: members run at once under `vmap` (the rest in sequence); 0 picks
+            the device's default (`vsml_bench.population.default_together`).
         options: learner options.
         seed: seeds theta, the perturbations, the data and the episode keys. The
             data are standard normal inputs and uniformly random labels.
@@ -152,9 +156,15 @@ def run_benchmark(
             ),
             theta,
         )
-        episode = jax.jit(
-            jax.vmap(rollout, in_axes=(None, 0, 0, 0, 0)), static_argnums=0
-        )
+
+        def population_rollout(learner, members, keys, x, y):
+            return map_members(
+                lambda m, k, xs, ys: rollout(learner, m, k, xs, ys),
+                (members, keys, x, y),
+                together,
+            )
+
+        episode = jax.jit(population_rollout, static_argnums=0)
         args = (learner, members, keys, x, y)
 
     start = time.perf_counter()
@@ -177,6 +187,7 @@ def run_benchmark(
         "shape": tuple(int(s) for s in shape),
         "steps": steps,
         "population": population,
+        "together": together or default_together(population),
         "options": options,
         "steps_per_s": steps_per_s,
         "seconds": best,

@@ -128,6 +128,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
             steps=args.steps,
             population=args.population or 1,
             options=_parse_options(args.option),
+            together=args.together,
         )
     if args.json:
         print(json.dumps(result))
@@ -320,11 +321,7 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     meta_params, training = None, Training()
     if args.checkpoint:
         meta_params, metadata = load_meta_params(args.checkpoint, learner)
-        training.from_checkpoint = str(args.checkpoint)
-        training.method = metadata.get("method", "none")
-        run_config = Path(args.checkpoint)
-        run_config = run_config if run_config.is_dir() else run_config.parent
-        training = _training_from_run(run_config, training)
+        training = _training_from_metadata(metadata, str(args.checkpoint))
     elif learner.num_meta_params() > 0:
         console.print(
             f"note: {agent} has meta-parameters but no --checkpoint was given: "
@@ -346,6 +343,20 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     _results_table(result, console)
     console.print(f"results in {out}", highlight=False)
     return 0
+
+
+def _training_from_metadata(metadata: dict, source: str):
+    """The meta-training record a meta_params file carries (see training/run.py)."""
+    from vsml_bench.harness import Training
+
+    return Training(
+        method=metadata.get("method", "none"),
+        episodes=int(metadata.get("episodes", 0)),
+        steps=int(metadata.get("steps", 0)),
+        wall_time_s=float(metadata.get("seconds", 0.0)),
+        config=metadata.get("config"),
+        from_checkpoint=source,
+    )
 
 
 def _training_from_run(folder, training):
@@ -420,9 +431,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     elif config.generations == 0 and config.init_from:
         from vsml_bench.harness import load_meta_params
 
-        meta_params, _ = load_meta_params(config.init_from, learner)
-        training.from_checkpoint = config.init_from
-        training.method = "cloning" if use_shipped else "none"
+        meta_params, metadata = load_meta_params(config.init_from, learner)
+        training = _training_from_metadata(metadata, config.init_from)
+        if use_shipped:
+            training.from_checkpoint = f"vsml_bench/pretrained/{shipped.name}"
         console.print(
             f"meta-parameters from {config.init_from} (no further meta-training)",
             highlight=False,
@@ -500,6 +512,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="a learner option (repeatable)",
+    )
+    p.add_argument(
+        "--together",
+        type=int,
+        default=0,
+        help="population members run at once under vmap (0: the device's default)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(

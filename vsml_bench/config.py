@@ -29,6 +29,7 @@ class ESConfig:
     learning_rate: float = 0.025
     antithetic: bool = True
     fitness_shaping: str = "none"
+    members_together: int = 0
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -39,6 +40,20 @@ class GradientConfig:
     batch_size: int = 128
     learning_rate: float = 1e-3
     clip_norm: float = 25.0
+
+
+@dataclass
+class CloningConfig:
+    """Backprop cloning: VSML's LSTM trained to act as weights (training/cloning.py)."""
+
+    batch_size: int = 128
+    sequence_length: int = 64
+    steps_per_generation: int = 50
+    learning_rate: float = 3e-3
+    clip_norm: float = 1.0
+    weight_lr: float = 1.0
+    weight_bound: float = 10.0
+    init_range: float = 40.0
 
 
 @dataclass
@@ -77,11 +92,12 @@ class TrainConfig:
     checkpoint_every: int = 10
     es: ESConfig = field(default_factory=ESConfig)
     gradient: GradientConfig = field(default_factory=GradientConfig)
+    cloning: CloningConfig = field(default_factory=CloningConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
-METHODS = ("es", "gradient")
+METHODS = ("es", "gradient", "cloning")
 META_LOSSES = ("auto", "all", "last")
 
 

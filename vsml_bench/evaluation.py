@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vsml_bench.learner import Learner, PyTree, online_metrics, rollout
+from vsml_bench.population import map_members
 from vsml_bench.task import Task, sample_episodes
 
 
@@ -34,9 +35,10 @@ def learner_key(episode_key: jax.Array) -> jax.Array:
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _run_chunk(learner: Learner, task: Task, meta_params, keys, data):
     episodes = sample_episodes(task, keys, data)
-    logits = jax.vmap(
-        lambda k, x, y: rollout(learner, meta_params, learner_key(k), x, y)
-    )(keys, episodes.x, episodes.y)
+    logits = map_members(
+        lambda k, x, y: rollout(learner, meta_params, learner_key(k), x, y),
+        (keys, episodes.x, episodes.y),
+    )
     return online_metrics(logits, episodes.y)
 
 

@@ -36,6 +36,7 @@ from vsml_bench.config import TrainConfig
 from vsml_bench.errors import UserError
 from vsml_bench.evaluation import learner_key
 from vsml_bench.learner import Learner, online_metrics, rollout
+from vsml_bench.population import map_members
 from vsml_bench.task import Episode, Task, sample_episodes
 
 logger = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def draw_training_episodes(
     return Episode(x=x, y=y), keys
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
+@functools.partial(jax.jit, static_argnums=(0, 1, 6))
 def population_fitness(
     learner: Learner,
     steps: int,
@@ -143,6 +144,7 @@ def population_fitness(
     episodes: Episode,
     keys: jax.Array,
     episode_ids: jax.Array,
+    together: int = 0,
 ) -> jax.Array:
     """Meta-loss of each member: mean cross-entropy over the last `steps` steps.
 
@@ -151,6 +153,7 @@ def population_fitness(
         episodes: `x: [E, T, ...]`, `y: [E, T]`.
         keys: episode keys [E, 2].
         episode_ids: int [P_share], the episode of each member.
+        together: members run at once (`vsml_bench.population.map_members`).
     Returns:
         float32 [P_share].
     """
@@ -160,7 +163,7 @@ def population_fitness(
         logits = rollout(learner, theta, learner_key(keys[eid]), x, y)
         return online_metrics(logits[-steps:], y[-steps:])["loss"].mean()
 
-    return jax.vmap(member)(population, episode_ids)
+    return map_members(member, (population, episode_ids), together)
 
 
 def shard_members(tree: Any) -> Any:
@@ -235,6 +238,9 @@ class ESTrainer:
         else:
             self.num_episodes = self.population_size
         self.episodes_per_generation = self.population_size
+        self.steps_per_generation = (
+            self.episodes_per_generation * self.tasks[0].episode_length
+        )
         ids = np.arange(self.population_size) % self.num_episodes
         self.episode_ids = jnp.asarray(ids[self.lo : self.hi])
 
@@ -271,7 +277,13 @@ class ESTrainer:
         share = jax.tree.map(lambda a: a[self.lo : self.hi], population)
         share = shard_members(share)
         fitness = population_fitness(
-            self.learner, self.steps, share, episodes, keys, self.episode_ids
+            self.learner,
+            self.steps,
+            share,
+            episodes,
+            keys,
+            self.episode_ids,
+            self.config.es.members_together,
         )
         fitness = np.asarray(fitness)
         times.evaluate = time.perf_counter() - start

@@ -63,6 +63,9 @@ class GradientTrainer:
         self.steps = loss_steps(self.tasks, config.meta_loss)
         self.num_episodes = config.gradient.batch_size
         self.episodes_per_generation = self.num_episodes
+        self.steps_per_generation = (
+            self.episodes_per_generation * self.tasks[0].episode_length
+        )
         self.lo, self.hi = comm.share(self.num_episodes)
         self.optimizer = optax.chain(
             optax.clip_by_global_norm(config.gradient.clip_norm),

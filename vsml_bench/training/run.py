@@ -40,6 +40,7 @@ from vsml_bench.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from vsml_bench.training.cloning import CloningTrainer
 from vsml_bench.training.distributed import communicator
 from vsml_bench.training.es import ESTrainer
 from vsml_bench.training.gradient import GradientTrainer
@@ -158,7 +159,7 @@ def train(
     callback: Callable[[dict[str, Any]], None] | None = None,
     overrides: list[str] = (),
 ) -> TrainResult:
-    """Meta-train (ES or gradient, by `config.method`); see the module doc.
+    """Meta-train (ES, gradient or cloning, by `config.method`); see the module doc.
 
     Args:
         config: the run's config (None with `resume`: read it from the folder).
@@ -189,6 +190,7 @@ def train(
     trainer_class = {
         "es": ESTrainer,
         "gradient": GradientTrainer,
+        "cloning": CloningTrainer,
     }[config.method]
     trainer = trainer_class(config, learner, train_tasks, comm)
 
@@ -253,9 +255,7 @@ def train(
             seconds=spent + time.perf_counter() - started,
             overhead=times.overhead,
             episodes=done * trainer.episodes_per_generation,
-            steps=done
-            * trainer.episodes_per_generation
-            * train_tasks[0].episode_length,
+            steps=done * trainer.steps_per_generation,
         )
         if done % config.eval.every == 0 or done == config.generations:
             metrics.update(_evaluate(config, trainer.mean(state), test_tasks))
@@ -280,6 +280,10 @@ def train(
                 "suite": config.suite,
                 "method": config.method,
                 "generation": config.generations,
+                "episodes": int(metrics.get("episodes", 0)),
+                "steps": int(metrics.get("steps", 0)),
+                "seconds": float(metrics.get("seconds", 0.0)),
+                "config": to_dict(config),
                 "version": __version__,
             },
         )
