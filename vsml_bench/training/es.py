@@ -212,7 +212,38 @@ class GenerationTimes:
         return 1.0 - self.evaluate / self.total if self.total else 0.0
 
 
-class ESTrainer:
+class EpisodeTrainer:
+    """What trainers that run episodes of the suite's tasks share.
+
+    Args:
+        config: the run's config.
+        learner: built for the meta-training spec.
+        tasks: the meta-training tasks (same spec).
+        comm: a `vsml_bench.training.distributed.Communicator`.
+        episodes_per_generation: episodes run per generation over all ranks.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        learner: Learner,
+        tasks,
+        comm,
+        episodes_per_generation,
+    ):
+        self.config = config
+        self.learner = learner
+        self.tasks = tuple(tasks)
+        self.comm = comm
+        self.datas = tuple(task.load() for task in self.tasks)
+        self.steps = loss_steps(self.tasks, config.meta_loss)
+        self.episodes_per_generation = episodes_per_generation
+        self.steps_per_generation = (
+            episodes_per_generation * self.tasks[0].episode_length
+        )
+
+
+class ESTrainer(EpisodeTrainer):
     """One ES meta-training run's moving parts (no files, no printing).
 
     Args:
@@ -223,12 +254,7 @@ class ESTrainer:
     """
 
     def __init__(self, config: TrainConfig, learner: Learner, tasks, comm):
-        self.config = config
-        self.learner = learner
-        self.tasks = tuple(tasks)
-        self.comm = comm
-        self.datas = tuple(task.load() for task in self.tasks)
-        self.steps = loss_steps(self.tasks, config.meta_loss)
+        super().__init__(config, learner, tasks, comm, config.es.population)
         self.population_size = config.es.population
         self.lo, self.hi = comm.share(self.population_size)
         template = learner.init(jax.random.PRNGKey(0))
@@ -237,10 +263,6 @@ class ESTrainer:
             self.num_episodes = self.population_size // 2
         else:
             self.num_episodes = self.population_size
-        self.episodes_per_generation = self.population_size
-        self.steps_per_generation = (
-            self.episodes_per_generation * self.tasks[0].episode_length
-        )
         ids = np.arange(self.population_size) % self.num_episodes
         self.episode_ids = jnp.asarray(ids[self.lo : self.hi])
 

@@ -24,7 +24,11 @@ from flax import struct
 from vsml_bench.config import TrainConfig
 from vsml_bench.evaluation import learner_key
 from vsml_bench.learner import Learner, online_metrics, rollout
-from vsml_bench.training.es import GenerationTimes, draw_training_episodes, loss_steps
+from vsml_bench.training.es import (
+    EpisodeTrainer,
+    GenerationTimes,
+    draw_training_episodes,
+)
 
 
 @struct.dataclass
@@ -43,7 +47,7 @@ def _batch_loss(learner: Learner, steps: int, theta, x, y, keys):
     return jnp.mean(jax.vmap(episode)(x, y, keys))
 
 
-class GradientTrainer:
+class GradientTrainer(EpisodeTrainer):
     """Backpropagation-through-time meta-training with the `Trainer` interface.
 
     Args:
@@ -55,17 +59,8 @@ class GradientTrainer:
     """
 
     def __init__(self, config: TrainConfig, learner: Learner, tasks, comm):
-        self.config = config
-        self.learner = learner
-        self.tasks = tuple(tasks)
-        self.comm = comm
-        self.datas = tuple(task.load() for task in self.tasks)
-        self.steps = loss_steps(self.tasks, config.meta_loss)
+        super().__init__(config, learner, tasks, comm, config.gradient.batch_size)
         self.num_episodes = config.gradient.batch_size
-        self.episodes_per_generation = self.num_episodes
-        self.steps_per_generation = (
-            self.episodes_per_generation * self.tasks[0].episode_length
-        )
         self.lo, self.hi = comm.share(self.num_episodes)
         self.optimizer = optax.chain(
             optax.clip_by_global_norm(config.gradient.clip_norm),
