@@ -359,27 +359,6 @@ def _training_from_metadata(metadata: dict, source: str):
     )
 
 
-def _training_from_run(folder, training):
-    """Fill the meta-training record from a run folder's config and metrics."""
-    import json
-
-    from vsml_bench.config import load_config, to_dict
-
-    config_path, metrics_path = folder / "config.yaml", folder / "metrics.jsonl"
-    if config_path.is_file():
-        config = load_config([config_path])
-        training.config = to_dict(config)
-        training.method = config.method
-    if metrics_path.is_file():
-        lines = metrics_path.read_text().splitlines()
-        if lines:
-            last = json.loads(lines[-1])
-            training.episodes = int(last.get("episodes", 0))
-            training.steps = int(last.get("steps", 0))
-            training.wall_time_s = float(last.get("seconds", 0.0))
-    return training
-
-
 def _user_sets(files: list[str], overrides: list[str], key: str) -> bool:
     """Whether the user's config files or overrides set `key` themselves."""
     from omegaconf import OmegaConf
@@ -443,9 +422,15 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         with _Progress(config.generations, 0, console, config.log.progress) as bar:
             trained = train(config, out / "meta-train", callback=bar)
         meta_params = trained.meta_params
-        training = _training_from_run(out / "meta-train", Training())
-        training.config = to_dict(config)
-        training.from_checkpoint = config.init_from
+        last = trained.last_metrics
+        training = Training(
+            method=config.method,
+            episodes=int(last["episodes"]),
+            steps=int(last["steps"]),
+            wall_time_s=float(last["seconds"]),
+            config=to_dict(config),
+            from_checkpoint=config.init_from,
+        )
 
     console.print(
         f"meta-testing on {', '.join(t.dataset for t in tasks)} with online "
